@@ -1,6 +1,19 @@
-"""Live panels. Each `*_panel()` returns a Panel (an ipywidgets VBox) with `.controls` and `.figure`;
-`draw_*` functions draw the same figure statically. Computation lives in the other helpers modules."""
-from .gradients import decay_panel, draw_decay, draw_influence, influence_panel
+"""Live panels, one module per lesson. Each `*_panel()` returns a Panel (an ipywidgets VBox) with `.controls`
+and `.figure`; the module's `draw_*` functions draw the same figure statically for the stored outputs.
+Computation lives in the other helpers modules; these only display.
+
+Every `*_panel` and `draw_*` function of every module in this package is exported here, so a new lesson's
+module is picked up by the notebooks and by tests/test_widgets.py without a registry to keep in sync.
+"""
+import importlib
+import pkgutil
+
 from .panel import Panel
 
-__all__ = ["Panel", "decay_panel", "draw_decay", "draw_influence", "influence_panel"]
+__all__ = ["Panel"]
+for _info in pkgutil.iter_modules(__path__):
+    _module = importlib.import_module(f"{__name__}.{_info.name}")
+    for _name in dir(_module):
+        if (_name.endswith("_panel") or _name.startswith("draw_")) and callable(getattr(_module, _name)):
+            globals()[_name] = getattr(_module, _name)
+            __all__.append(_name)
