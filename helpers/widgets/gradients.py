@@ -23,7 +23,7 @@ def draw_decay(fig, T, nonlinearity, lambda_1, H, init):
     if not ax.lines:  # first draw builds the artists; later draws only update them (a redraw stays < 100 ms)
         ax.plot([], [], label=r"measured $\|\partial h_T/\partial h_k\|_2$")
         ax.plot([], [], "--", color=COLORS["bound"], lw=1.5, label=r"bound $(\gamma\lambda_1)^{T-k}$")
-        ax.axhline(0.0, color="k", lw=0.8)
+        ax.axhline(0.0, color="0.6", lw=0.8, zorder=0)  # norm 1: neither vanishing nor exploding
         ax.set_xlabel("steps back in time, T − k")
         ax.set_ylabel(r"$\log_{10}$ gradient norm")
         ax.legend(loc="lower left")
