@@ -57,7 +57,7 @@ def decay_panel():
     }
     fig, _ = figure(margins=PANEL_MARGINS)
     return Panel(controls, fig, draw_decay,
-                 caption="Dashed: Pascanu et al.'s bound. Below it the gradient can only vanish when γλ₁ < 1.")
+                 caption="Dashed: Pascanu et al.'s bound (γλ₁)^(T−k). The measured norm never rises above it, so γλ₁ < 1 forces vanishing.")
 
 
 def draw_influence(fig, T, weight_scale, forget_bias):
