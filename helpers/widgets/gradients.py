@@ -40,7 +40,7 @@ def draw_decay(fig, T, nonlinearity, lambda_1, H, init):
     rate = r["rate"]
     verdict = "vanishes" if rate < -1e-3 else "explodes" if rate > 1e-3 else "is preserved"
     ax.set_title(f"{nonlinearity}, {init} W, λ₁ = {r['lambda_1']:.2f}, γλ₁ = {r['gamma'] * r['lambda_1']:.2f}: "
-                 f"the gradient {verdict} ({rate:+.3f} decades/step)")
+                 f"the gradient {verdict} ({rate:+.3f} decades/step)", y=1.0)  # fixed y: skips auto-placement
     ax.texts[0].set_text("bottom edge: exactly 0 (every unit off)" if zero.any() else "")
     return fig
 
@@ -81,7 +81,7 @@ def draw_influence(fig, T, weight_scale, forget_bias):
     oldest = {k: v[0] for k, v in ys.items()}
     best = max(oldest, key=oldest.get)
     ax.set_title(f"W_hh × {weight_scale:.2f}, LSTM forget bias +{forget_bias:.1f}: "
-                 f"x_0 reaches h_T best through the {best.upper()} (1e{oldest[best]:.0f})")
+                 f"x_0 reaches h_T best through the {best.upper()} (1e{oldest[best]:.0f})", y=1.0)
     return fig
 
 
