@@ -55,7 +55,7 @@ def test_check_cells_and_live_panel(path):
     sources = ["".join(c["source"]) for c in code_cells(nb)]
     assert any(re.search(r"^\s*assert ", s, re.M) for s in sources), "no check cell with an assert"
     if path.stem != "00_start_here":
-        assert any(re.search(r"\w+_panel\(\)", s) for s in sources), "no live panel from helpers.widgets"
+        assert any(re.search(r"widgets\.\w+_panel\(", s) for s in sources), "no live panel from helpers.widgets"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=SLUGS)
