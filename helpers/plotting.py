@@ -1,5 +1,6 @@
 """One figure style for the collection: readable on a laptop and on a projector."""
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
 
 STYLE = {
@@ -33,3 +34,14 @@ def figure(ncols=1, nrows=1, size=(8.0, 3.6), margins=None):
 
 
 PANEL_MARGINS = {"left": 0.11, "right": 0.98, "bottom": 0.14, "top": 0.9, "wspace": 0.25}
+
+
+def finite_limits(*arrays, pad=0.08, min_span=1.0):
+    """(lo, hi) around the finite values of the arrays, padded, at least min_span tall; (-1, 1) if none is finite."""
+    vals = np.concatenate([np.ravel(a) for a in arrays])
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return -1.0, 1.0
+    lo, hi = float(vals.min()), float(vals.max())
+    span = max(hi - lo, min_span)
+    return lo - pad * span, hi + pad * span

@@ -2,18 +2,11 @@
 import numpy as np
 
 from .. import flow
-from ..plotting import COLORS, LOG10_FLOOR, PANEL_MARGINS, figure
+from ..plotting import COLORS, LOG10_FLOOR, PANEL_MARGINS, figure, finite_limits
 from .panel import Panel, choice, slider
 
 DECAY_DEFAULTS = {"T": 100, "nonlinearity": "tanh", "lambda_1": 1.0, "H": 32, "init": "orthogonal"}
 INFLUENCE_DEFAULTS = {"T": 100, "weight_scale": 1.0, "forget_bias": 0.0}
-
-
-def _finite_limits(*arrays, pad=0.08):
-    vals = np.concatenate([a[np.isfinite(a)] for a in arrays])
-    lo, hi = float(vals.min()), float(vals.max())
-    span = max(hi - lo, 1.0)
-    return lo - pad * span, hi + pad * span
 
 
 def draw_decay(fig, T, nonlinearity, lambda_1, H, init):
@@ -29,7 +22,7 @@ def draw_decay(fig, T, nonlinearity, lambda_1, H, init):
         ax.legend(loc="lower left")
         ax.text(0.99, 0.03, "", transform=ax.transAxes, ha="right", fontsize=9)
     measured, bound = ax.lines[:2]
-    lo, hi = _finite_limits(r["log10_norm"], r["log10_bound"])
+    lo, hi = finite_limits(r["log10_norm"], r["log10_bound"])
     zero = np.isneginf(r["log10_norm"])
     measured.set_data(r["distance"], np.where(zero, lo, r["log10_norm"]))  # an exact 0 sits on the bottom edge
     for artist in (measured, ax.get_legend().legend_handles[0]):
@@ -76,7 +69,7 @@ def draw_influence(fig, T, weight_scale, forget_bias):
         for line, (kind, norms) in zip(ax.lines, r.items()):
             ys[kind] = np.clip(np.log10(norms), LOG10_FLOOR, None)
             line.set_data(distance, ys[kind])
-    ax.set_ylim(*_finite_limits(*ys.values()))
+    ax.set_ylim(*finite_limits(*ys.values()))
     ax.set_xlim(0, T - 1)
     oldest = {k: v[0] for k, v in ys.items()}
     best = max(oldest, key=oldest.get)

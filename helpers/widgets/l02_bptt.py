@@ -3,7 +3,7 @@ import numpy as np
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
 from .. import bptt
-from ..plotting import COLORS, PANEL_MARGINS, figure
+from ..plotting import COLORS, PANEL_MARGINS, figure, finite_limits
 from .panel import Panel, slider
 
 TRUNCATION_DEFAULTS = {"k": 10, "lambda_1": 1.0}
@@ -45,11 +45,7 @@ def draw_truncation(fig, k, lambda_1):
             line.set_data(s, y)
             ys.append(y)
     left.get_legend().texts[1].set_text(f"truncated, k = {k}")
-    vals = np.concatenate(ys)
-    vals = vals[np.isfinite(vals)]
-    lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (-1.0, 1.0)
-    pad = 0.08 * max(hi - lo, 1.0)
-    left.set_ylim(lo - pad, hi + pad)
+    left.set_ylim(*finite_limits(*ys))
     left.set_xlim(0, T_PANEL - 1)
     curve, dot = right.lines[:2]
     curve.set_data(r["window"], r["cosine"])

@@ -2,21 +2,13 @@
 import numpy as np
 
 from .. import remedies
-from ..plotting import COLORS, PANEL_MARGINS, figure
+from ..plotting import COLORS, PANEL_MARGINS, figure, finite_limits
 from .panel import Panel, choice, slider
 
 # One colour per remedy, kept by the notebook's static figures (Okabe-Ito; 04's colours where they overlap).
 REMEDY_COLORS = {"tanh": COLORS["tanh"], "relu": COLORS["relu"], "irnn": COLORS["identity"],
                  "layernorm": COLORS["accent"], "batchnorm": "#56B4E9", "lstm": COLORS["lstm"]}
 REMEDIES_DEFAULTS = {"remedy": "irnn", "T": 100, "weight_scale": 1.0, "gamma": 0.1, "forget_bias": 0.0}
-
-
-def _limits(*arrays, pad=0.08):
-    """y-limits around the finite values of the arrays (at least one decade tall)."""
-    vals = np.concatenate([a[np.isfinite(a)] for a in arrays])
-    lo, hi = float(vals.min()), float(vals.max())
-    span = max(hi - lo, 1.0)
-    return lo - pad * span, hi + pad * span
 
 
 def _setting(remedy, weight_scale, gamma, forget_bias):
@@ -38,7 +30,7 @@ def draw_remedies(fig, remedy, T, weight_scale, gamma, forget_bias):
         ax.legend(loc="lower left")
         ax.text(0.99, 0.03, "", transform=ax.transAxes, ha="right", fontsize=9)
     line, ref_line = ax.lines[:2]
-    lo, hi = _limits(r["log10_norm"], ref["log10_norm"])
+    lo, hi = finite_limits(r["log10_norm"], ref["log10_norm"])
     zero = np.isneginf(r["log10_norm"])
     line.set_data(r["distance"], np.where(zero, lo, r["log10_norm"]))  # an exact 0 sits on the bottom edge
     ref_line.set_data(ref["distance"], np.where(np.isneginf(ref["log10_norm"]), lo, ref["log10_norm"]))
