@@ -98,13 +98,15 @@ class History:
 
     step (K,) int64 step index; loss (K,); grad_norm (K,) total norm before clipping; grad_norm_clipped (K,)
     after clipping (both nan on a step whose loss was not finite: no backward ran). diverged: training
-    stopped at the last entry because its loss or gradient norm was not finite.
+    stopped at the last entry because its loss or gradient norm was not finite. optimizer: the torch optimizer
+    train() stepped, so its state (e.g. Adam's moment estimates) can be read afterwards.
     """
     step: np.ndarray
     loss: np.ndarray
     grad_norm: np.ndarray
     grad_norm_clipped: np.ndarray
     diverged: bool = False
+    optimizer: object = None
 
     @property
     def final_loss(self):
@@ -175,4 +177,4 @@ def train(model, batches, loss_fn, *, steps, optimizer="sgd", lr, clip=None, see
             break
         opt.step()
     step, loss, before, after = (np.array(column) for column in zip(*rows))
-    return History(step, loss, before, after, diverged)
+    return History(step, loss, before, after, diverged, opt)

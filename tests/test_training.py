@@ -225,3 +225,12 @@ def test_bad_input_raises_clear_value_error(name, call, message):
     with pytest.raises(ValueError, match="Expected") as e:
         call()
     assert message in str(e.value)
+
+
+def test_history_carries_the_optimizer_it_stepped():
+    training.set_seed(0)
+    model = Net(hidden_size=4)
+    h = training.train(model, adding_batches, mse, steps=2, optimizer="adam", lr=1e-2)
+    assert isinstance(h.optimizer, torch.optim.Adam)
+    assert {id(p) for p in h.optimizer.param_groups[0]["params"]} == {id(p) for p in model.parameters()}
+    assert all(h.optimizer.state[p]["step"] == 2 for p in model.parameters())
