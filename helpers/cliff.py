@@ -1,0 +1,316 @@
+r"""The loss cliff of one recurrent unit, gradient descent on it, and a small RNN whose training spikes.
+
+One unit, no input (Pascanu, Mikolov & Bengio 2013, §2.3, eq. 8 and Fig. 6):
+
+    x_t = w σ(x_{t-1}) + b,   t = 1..T,      E(w, b) = (σ(x_T) - target)²,   x_0 = 0.5, target = 0.7, T = 50
+
+Backpropagation through time on one unit, δ_t = ∂E/∂x_t:
+
+    δ_T = 2 (σ(x_T) - target) σ'(x_T),     δ_{t-1} = δ_t · w σ'(x_{t-1}),
+    ∂E/∂w = Σ_t δ_t σ(x_{t-1}),            ∂E/∂b = Σ_t δ_t.
+
+Unrolled, δ_k = δ_T · ∂x_T/∂x_k with ∂x_T/∂x_k = Π_{t=k+1..T} w σ'(x_{t-1}): a product of T - k Jacobians.
+For w > 4 the map x -> w σ(x) + b has two attractors; where (w, b) crosses the boundary at which x_0 = 0.5
+switches from one to the other, x_T (and the loss) jumps within a tiny change of w. That is the cliff:
+the product of Jacobians is large there, and so is the gradient.
+
+`descend` runs gradient descent (or Adam) on (w, b) from a fixed start, clipping the gradient first if asked,
+with the same two clipping rules as helpers.training:
+
+    ("norm", c):   g <- g * c / ||g||   if ||g|| > c      direction kept
+    ("value", c):  g <- clamp(g, -c, c)                  each coordinate capped: the direction can turn
+
+It runs on Python floats (~100 steps in a few ms), so a live panel can redo the whole run on every move;
+`loss_and_grad` is the same computation vectorised over arrays of (w, b), for surfaces.
+
+The RNN part (`recall_*`, `recurrent_gain`, `adam_effective_lr`) is the small torch
+problem the lesson trains with helpers.training.train: a tanh RNN that must recall the first of T one-hot
+symbols (helpers.tasks.delayed_recall with lag = T - 1).
+"""
+import math
+import numbers
+
+import numpy as np
+import torch
+
+from . import cells, tasks, training
+
+X0, TARGET, T_STEPS = 0.5, 0.7, 50
+OPTIMIZERS = ("sgd", "adam")
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _check_real(name, value, positive=False):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (positive and value <= 0):
+        what = "a finite number > 0" if positive else "a finite number"
+        raise ValueError(f"{name} must be {what}. Expected {what}, got {value!r}")
+    return float(value)
+
+
+def _check_array(name, value):
+    a = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite. Expected finite values, got {value!r:.60}")
+    return a
+
+
+def _check_clip(clip):
+    """Same rule as helpers.training: None, ('norm', c) or ('value', c) with c > 0. -> (kind, c)."""
+    return training._check_clip(clip)
+
+
+# ----------------------------------------------------------------------------- the one-unit model, vectorised
+
+def forward(w, b, T=T_STEPS, x0=X0):
+    """States of the one-unit RNN. w, b: arrays that broadcast to shape S. -> xs (T+1, *S), xs[0] = x0."""
+    T = tasks._check_int("T", T, 1)
+    x0 = _check_real("x0", x0)
+    w, b = np.broadcast_arrays(_check_array("w", w), _check_array("b", b))
+    xs = np.empty((T + 1,) + w.shape)
+    xs[0] = x0
+    for t in range(1, T + 1):
+        xs[t] = w * cells.sigmoid(xs[t - 1]) + b
+    return xs
+
+
+def loss_and_grad(w, b, T=T_STEPS, x0=X0, target=TARGET):
+    """E = (σ(x_T) - target)² and its gradient by BPTT. w, b broadcast to S. -> (E, dE/dw, dE/db), each (*S)."""
+    target = _check_real("target", target)
+    xs = forward(w, b, T, x0)                            # (T+1, *S)
+    w = np.broadcast_to(np.asarray(w, dtype=np.float64), xs.shape[1:])
+    s = cells.sigmoid(xs)                                # (T+1, *S)
+    loss = (s[-1] - target) ** 2
+    delta = 2.0 * (s[-1] - target) * s[-1] * (1.0 - s[-1])   # δ_T = ∂E/∂x_T
+    dw, db = np.zeros_like(loss), np.zeros_like(loss)
+    for t in range(xs.shape[0] - 1, 0, -1):
+        dw += delta * s[t - 1]
+        db += delta
+        delta = delta * w * s[t - 1] * (1.0 - s[t - 1])     # δ_{t-1} = δ_t ∂x_t/∂x_{t-1}
+    return loss, dw, db
+
+
+def state_jacobians(w, b, T=T_STEPS, x0=X0):
+    """∂x_T/∂x_k = Π_{t=k+1..T} w σ'(x_{t-1}) for k = 0..T (entry T is 1). w, b broadcast to S. -> (T+1, *S)."""
+    xs = forward(w, b, T, x0)
+    w = np.broadcast_to(np.asarray(w, dtype=np.float64), xs.shape[1:])
+    s = cells.sigmoid(xs[:-1])                           # (T, *S)  σ(x_{t-1}) for t = 1..T
+    factors = w * s * (1.0 - s)                          # (T, *S)  ∂x_t/∂x_{t-1}
+    out = np.ones_like(xs)
+    with np.errstate(over="ignore", under="ignore"):
+        out[:-1] = np.cumprod(factors[::-1], axis=0)[::-1]   # out[k] = Π_{t>k} factors
+    return out
+
+
+# ----------------------------------------------------------------------------- the one-unit model, scalar (fast path)
+
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _loss_grad_scalar(w, b, T, x0, target):
+    """loss_and_grad for one (w, b) on Python floats: ~40x faster than numpy on 0-d arrays."""
+    s_prev = [0.0] * T                  # σ(x_{t-1}) for t = 1..T
+    x = x0
+    for t in range(T):
+        s = _sigmoid(x)
+        s_prev[t] = s
+        x = w * s + b
+    sT = _sigmoid(x)
+    loss = (sT - target) ** 2
+    delta = 2.0 * (sT - target) * sT * (1.0 - sT)
+    dw = db = 0.0
+    for t in range(T - 1, -1, -1):
+        s = s_prev[t]
+        dw += delta * s
+        db += delta
+        delta *= w * s * (1.0 - s)
+    return loss, dw, db
+
+
+def clip_vector(g, clip):
+    """helpers.training.clip_gradients for one numpy vector. g (P,) -> clipped copy (P,) float64."""
+    kind, c = _check_clip(clip)
+    g = _check_array("g", g).copy()
+    if g.ndim != 1:
+        raise ValueError(f"g must be a vector (P,). Expected 1 dim, got {g.ndim} (shape {g.shape})")
+    if kind == "norm":
+        n = float(np.sqrt(g @ g))
+        if n > c:
+            g *= c / n
+    elif kind == "value":
+        np.clip(g, -c, c, out=g)
+    return g
+
+
+def descend(w0, b0, lr, steps=100, clip=None, optimizer="sgd", T=T_STEPS, x0=X0, target=TARGET):
+    """Gradient descent (optimizer="sgd") or Adam (torch's defaults) on E(w, b) from (w0, b0).
+
+    clip: None | ("norm", c) | ("value", c), applied to the raw gradient before the optimizer uses it.
+    Returns a dict of numpy arrays:
+        theta (steps+1, 2)   the (w, b) visited, theta[0] = (w0, b0)
+        loss (steps+1,)      E at each theta
+        grad (steps, 2)      the raw gradient at theta[k];  grad_norm (steps,) its L2 norm
+        clipped (steps, 2)   the gradient after clipping (what the optimizer received)
+        update (steps, 2)    theta[k+1] - theta[k]
+        scale (steps, 2)     the per-coordinate step multiplier: lr for SGD, lr / (sqrt(v_hat) + eps) for Adam
+    """
+    w, b = _check_real("w0", w0), _check_real("b0", b0)
+    lr = _check_real("lr", lr, positive=True)
+    steps = tasks._check_int("steps", steps, 1)
+    T = tasks._check_int("T", T, 1)
+    x0, target = _check_real("x0", x0), _check_real("target", target)
+    kind, c = _check_clip(clip)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Expected one of them, got {optimizer!r}")
+    (beta1, beta2), eps = ADAM_BETAS, ADAM_EPS
+    theta = np.empty((steps + 1, 2))
+    loss = np.empty(steps + 1)
+    grad, clipped, scale = np.empty((steps, 2)), np.empty((steps, 2)), np.empty((steps, 2))
+    m = [0.0, 0.0]
+    v = [0.0, 0.0]
+    for k in range(steps):
+        theta[k] = w, b
+        loss[k], gw, gb = _loss_grad_scalar(w, b, T, x0, target)
+        grad[k] = gw, gb
+        if kind == "norm":
+            n = math.hypot(gw, gb)
+            if n > c:
+                gw, gb = gw * c / n, gb * c / n
+        elif kind == "value":
+            gw, gb = min(max(gw, -c), c), min(max(gb, -c), c)
+        clipped[k] = gw, gb
+        if optimizer == "sgd":
+            sw = sb = lr
+            dw, db = gw, gb
+        else:  # Adam, Kingma & Ba 2015, Algorithm 1
+            m = [beta1 * m[0] + (1 - beta1) * gw, beta1 * m[1] + (1 - beta1) * gb]
+            v = [beta2 * v[0] + (1 - beta2) * gw * gw, beta2 * v[1] + (1 - beta2) * gb * gb]
+            c1, c2 = 1 - beta1 ** (k + 1), 1 - beta2 ** (k + 1)
+            sw = lr / (math.sqrt(v[0] / c2) + eps)
+            sb = lr / (math.sqrt(v[1] / c2) + eps)
+            dw, db = m[0] / c1, m[1] / c1
+        scale[k] = sw, sb
+        w, b = w - sw * dw, b - sb * db
+    theta[steps] = w, b
+    loss[steps] = _loss_grad_scalar(w, b, T, x0, target)[0]
+    return {"theta": theta, "loss": loss, "grad": grad, "grad_norm": np.hypot(grad[:, 0], grad[:, 1]),
+            "clipped": clipped, "update": np.diff(theta, axis=0), "scale": scale}
+
+
+VALLEY_LOSS, PLATEAU_LOSS, FLAT_GRAD = 1e-2, 0.05, 1e-2
+
+
+def outcome(result, last=10):
+    """Where a `descend` run ended, judged on its last `last` losses:
+    "valley"   every one < 1e-2;
+    "plateau"  the final loss > 0.05 with a gradient norm < 1e-2: on the flat plateau, barely moving;
+    "wall"     anything else: bouncing across the cliff, or still on the slope.
+    """
+    tail = result["loss"][-last:]
+    if tail.max() < VALLEY_LOSS:
+        return "valley"
+    stuck = tail[-1] > PLATEAU_LOSS and result["grad_norm"][-1] < FLAT_GRAD
+    return "plateau" if stuck else "wall"
+
+
+# ----------------------------------------------------------------------------- the RNN that spikes (torch)
+
+class RecallRNN(torch.nn.Module):
+    """tanh RNN + linear read-out of the last state: x (B, T, K) one-hot -> logits (B, K)."""
+
+    def __init__(self, n_symbols=4, hidden_size=32):
+        super().__init__()
+        self.rnn = torch.nn.RNN(n_symbols, hidden_size, nonlinearity="tanh", batch_first=True)
+        self.out = torch.nn.Linear(hidden_size, n_symbols)
+
+    def forward(self, x):
+        hs, _ = self.rnn(x)              # (B, T, H)
+        return self.out(hs[:, -1])       # (B, K)
+
+
+def recall_model(n_symbols=4, hidden_size=32, seed=0):
+    """A RecallRNN with torch's default init drawn under training.set_seed(seed): the same weights every call."""
+    n_symbols = tasks._check_int("n_symbols", n_symbols, 2)
+    hidden_size = tasks._check_int("hidden_size", hidden_size, 1)
+    training.set_seed(seed)
+    return RecallRNN(n_symbols, hidden_size)
+
+
+def recall_batches(T=10, batch_size=32, n_symbols=4, seed=0):
+    """batches(step) -> (x (B, T, K) float32, y (B,) int64): recall the FIRST symbol (lag = T - 1).
+
+    Batch `step` is drawn from its own seed (seed, step): any run with the same seed sees the same data.
+    """
+    T = tasks._check_int("T", T, 2)
+    batch_size = tasks._check_int("batch_size", batch_size, 1)
+    n_symbols = tasks._check_int("n_symbols", n_symbols, 2)
+    seed = tasks._check_int("seed", seed, 0)
+
+    def batches(step):
+        rng = np.random.default_rng([seed, tasks._check_int("step", step, 0)])
+        x, y = tasks.delayed_recall(batch_size, T, T - 1, n_symbols, rng=rng)
+        return torch.from_numpy(x), torch.from_numpy(y)
+    return batches
+
+
+def recall_loss(model, x, y):
+    """Mean cross-entropy of the read-out (nats). Chance level: ln K."""
+    return torch.nn.functional.cross_entropy(model(x), y)
+
+
+def recurrent_gain(model, x):
+    """||∂h_T/∂h_0||_2 per sequence: the spectral norm of the product of the T recurrent Jacobians
+    diag(1 - h_t²) W_hh of model.rnn (tanh, one layer, h_0 = 0). x (B, T, K) -> (B,) float64.
+    """
+    x = torch.as_tensor(x)
+    if x.ndim != 3 or x.shape[-1] != model.rnn.input_size:
+        raise ValueError(f"x must be (B, T, K) with K = input_size. Expected (B, T, {model.rnn.input_size}), "
+                         f"got {tuple(x.shape)}")
+    with torch.no_grad():
+        hs, _ = model.rnn(x.to(model.rnn.weight_hh_l0.dtype))          # (B, T, H)
+        W = model.rnn.weight_hh_l0.double()                            # (H, H)
+        P = torch.eye(W.shape[0], dtype=torch.float64).expand(x.shape[0], -1, -1)
+        for t in range(x.shape[1]):                                    # P <- J_t P, J_t = diag(1 - h_t^2) W
+            P = (1 - hs[:, t].double() ** 2)[:, :, None] * (W @ P)
+        return torch.linalg.matrix_norm(P, ord=2).numpy()
+
+
+def logging_gain(model, batches):
+    """-> (batches', gains): batches'(step) first appends median recurrent_gain(model, x) of that step's batch
+    to the list `gains`, then returns the batch. Pass batches' to training.train to watch the gain at every step.
+    """
+    gains = []
+
+    def watched(step):
+        x, y = batches(step)
+        gains.append(float(np.median(recurrent_gain(model, x))))
+        return x, y
+    return watched, gains
+
+
+# ----------------------------------------------------------------------------- Adam's per-parameter step sizes
+
+def adam_effective_lr(optimizer):
+    """Per-parameter step multiplier of a torch Adam after >= 1 step: lr / (sqrt(v_hat) + eps). -> (N,) float64.
+
+    Adam's update is θ -= [lr / (sqrt(v_hat) + eps)] · m_hat: this bracket is the learning rate each parameter
+    actually gets (SGD gives every parameter the same lr). Parameters in optimizer order, flattened.
+    """
+    if not isinstance(optimizer, torch.optim.Adam):
+        raise ValueError(f"optimizer must be a torch.optim.Adam. Expected Adam, got {type(optimizer).__name__}")
+    out = []
+    for group in optimizer.param_groups:
+        (_, beta2), eps, lr = group["betas"], group["eps"], group["lr"]
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if not state:
+                raise ValueError("optimizer must have taken a step. Expected a state per parameter, got none")
+            v_hat = state["exp_avg_sq"].detach().double() / (1 - beta2 ** float(state["step"]))
+            out.append((lr / (v_hat.sqrt() + eps)).flatten().numpy())
+    return np.concatenate(out)
