@@ -32,24 +32,31 @@ def timed(f, repeats):
     return np.array(times) * 1e3  # ms
 
 
-def bench_panels(moves=30):
-    print("1. panel update = compute + PNG render, every slider swept with the others at their maxima (ms)")
+def bench_panels(moves=36):
+    print("1. panel update = compute + PNG render (ms): each slider swept end to end with the other sliders at")
+    print("   their maxima (the most expensive settings), then every option of each dropdown")
     for name in sorted(n for n in dir(widgets) if n.endswith("_panel")):
         panel = getattr(widgets, name)()
         sliders = {k: c for k, c in panel.controls.items() if hasattr(c, "max")}
+        dropdowns = [c for c in panel.controls.values() if hasattr(c, "options")]
         for c in sliders.values():
             c.value = c.max
+        settings = []
+        for c in sliders.values():
+            values = np.linspace(c.max, c.min, moves // max(len(sliders), 1) + 1)
+            values = np.unique(np.round(values).astype(int)) if isinstance(c.value, int) else values
+            settings += [(c, type(c.value)(v)) for v in values[::-1]] + [(c, c.max)]
+        settings += [(c, option) for c in dropdowns for option in list(c.options)[1:] + list(c.options)[:1]]
         times = []
-        for c in sliders.values():
-            for v in np.linspace(c.min, c.max, moves // max(len(sliders), 1) + 2)[::-1]:
-                v = type(c.value)(round(v / c.step) * c.step) if isinstance(c.value, int) else float(v)
-                t = time.perf_counter()
-                c.value = min(max(v, c.min), c.max)
-                times.append(time.perf_counter() - t)
-            c.value = c.max
+        for control, value in settings:
+            if control.value == value:
+                continue  # no change, no redraw: nothing to time
+            t = time.perf_counter()
+            control.value = value
+            times.append(time.perf_counter() - t)
         times = np.array(times) * 1e3
         print(f"   {name:28s} median {np.median(times):6.1f}   p95 {np.percentile(times, 95):6.1f}   "
-              f"({len(times)} moves)")
+              f"({len(times)} updates)")
 
 
 def bench_flow():
