@@ -140,14 +140,15 @@ def decay_experiment(T=100, nonlinearity="tanh", lambda_1=1.0, H=32, init="ortho
                      input_size=4, seed=0):
     """The gradient-decay panel's computation: a random tanh/sigmoid/relu/identity RNN with biases and inputs.
 
-    Returns dict with distance (T+1,), log10_norm (T+1,), log10_bound (T+1,), lambda_1, gamma, rate.
+    Returns dict with distance (T+1,), log10_norm (T+1,), log10_bound (T+1,), weight_hh (H, H), lambda_1, gamma,
+    rate.
     """
     rng = np.random.default_rng(seed)
     params = cells.init_params("rnn", input_size, H, rng)
     params["weight_hh"] = recurrent_weights(H, init, lambda_1, rng)
     x = rng.normal(size=(T, 1, input_size))
     log_norm = state_jacobian_log10_norms(x, np.zeros((1, H)), params, nonlinearity, ord)
-    return {"distance": np.arange(T, -1, -1), "log10_norm": log_norm,
+    return {"distance": np.arange(T, -1, -1), "log10_norm": log_norm, "weight_hh": params["weight_hh"],
             "log10_bound": pascanu_log10_bound(params["weight_hh"], nonlinearity, T),
             "lambda_1": float(np.linalg.norm(params["weight_hh"], 2)), "gamma": GAMMA[nonlinearity],
             "rate": decay_rate(log_norm)}
