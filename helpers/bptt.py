@@ -13,8 +13,12 @@ Local (∂⁺, "immediate", h_{t-1} held fixed) versus total (d, through every p
 The error split by distance: E[d, s] = dL_{s+d}/da_s (the loss d steps later, carried back to step s);
 delta_s = sum_d E[d, s].
 Truncated BPTT with window k keeps only some of these terms:
-    "sliding":  d < k          every loss term is backpropagated k steps (k = 1 gives the local-only gradient)
-    "chunked":  s // k == (s + d) // k   h.detach() every k steps, what a PyTorch TBPTT loop computes
+    "sliding":  d < k          the window covers the loss's own step and k - 1 earlier ones
+                               (k = 1: zero steps through W_hh, the local-only gradient; k = T: full BPTT)
+    "chunked":  s // k == (s + d) // k   h.detach() every k steps, what a PyTorch TBPTT loop computes: a loss's
+                               window runs from the start of its chunk to its own step (1 to k steps)
+Either way the result is backprop with an earlier state treated as a constant: a biased direction that is the
+gradient of no fixed loss (its Jacobian is not symmetric), while the forward pass still uses the whole history.
 (Williams & Peng 1990; Williams & Zipser 1995.)
 """
 import numpy as np
@@ -195,8 +199,8 @@ def window_mask(T, k, mode="sliding"):
 
 
 def truncated_gradient(x, h0, params, dhs, k, mode="sliding", nonlinearity="tanh"):
-    """Truncated BPTT with window k ("sliding": every loss term goes back k steps; "chunked": h.detach()
-    every k steps). k = T gives the full gradient. x (T, B, I), h0 (B, H), dhs (T, B, H) -> grads dict."""
+    """Truncated BPTT with window k ("sliding": each loss term's window is its own step and k - 1 earlier ones;
+    "chunked": h.detach() every k steps). k = T gives the full gradient. x (T, B, I), h0 (B, H), dhs (T, B, H) -> grads dict."""
     x, h0, dhs = _check_sequence(x, h0, params, dhs, nonlinearity)
     mask = window_mask(x.shape[0], k, mode)
     E, h_prev = error_by_distance(x, h0, params, dhs, nonlinearity)
@@ -231,7 +235,7 @@ def stored_floats(cache):
 def truncation_setup(T=100, lambda_1=1.0, H=32, input_size=4, output_size=2, seed=0):
     """One random tanh RNN and one sequence for the truncation experiment -> (x (T, 1, I), h0 (1, H), params, dhs (T, 1, H)).
 
-    W_hh orthogonal with ||W_hh||_2 = lambda_1 (lambda_1 < 1 contracts, = 1 is near-orthogonal), torch's
+    W_hh orthogonal with ||W_hh||_2 = lambda_1 (lambda_1 < 1 contracts, = 1 is the borderline case, > 1 expands), torch's
     default init elsewhere; a loss at every step: linear readout to random targets, 1/2 squared error.
     """
     T = _check_int("T", T, 1)

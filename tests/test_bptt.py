@@ -158,6 +158,36 @@ def test_window_mask():
     assert bptt.window_mask(6, 6, "sliding").sum() == bptt.window_mask(6, 6, "chunked").sum() == 21
 
 
+def test_window_reach_of_a_loss_at_the_end():
+    """Sliding window k covers the loss's step and k - 1 earlier ones; chunks reach back to their first step."""
+    T = 12
+    last = lambda k, mode: [s for s in range(T) if bptt.window_mask(T, k, mode)[T - 1 - s, s]]  # noqa: E731
+    for k in range(1, T + 1):
+        assert last(k, "sliding") == list(range(T - k, T))
+        assert last(k, "chunked") == list(range((T - 1) // k * k, T))
+    # step index 6 (1-based step 7, lag 5 before the end) is reached by chunks only for k = 6 and k = 12
+    assert [k for k in range(1, T + 1) if 6 in last(k, "chunked")] == [6, 12]
+
+
+@pytest.mark.parametrize("k,mode", [(1, "sliding"), (2, "sliding"), (2, "chunked"), (3, "chunked")])
+def test_truncated_gradient_is_the_gradient_of_no_loss(k, mode):
+    """Its Jacobian with respect to W_hh is not symmetric (a gradient's Jacobian is a Hessian); full BPTT's is."""
+    rnn, lin, p, x, y, h0, dhs, _, _ = setup(T=6, B=2, I=2, H=3)
+    V, c = lin.weight.detach().numpy(), lin.bias.detach().numpy()
+    H, eps = p["weight_hh"].shape[0], 1e-6
+    asym = {}
+    for window in (k, x.shape[0]):
+        J = np.zeros((H * H, H * H))
+        for n in range(H * H):
+            for sign in (1, -1):
+                q = {key: v.copy() for key, v in p.items()}
+                q["weight_hh"].flat[n] += sign * eps
+                _, dq, _ = bptt.readout_loss(cells.rnn_forward(x, h0, q)[0], V, c, y)
+                J[:, n] += sign * bptt.truncated_gradient(x, h0, q, dq, window, mode)["weight_hh"].ravel() / (2 * eps)
+        asym[window] = np.linalg.norm(J - J.T) / np.linalg.norm(J)
+    assert asym[x.shape[0]] < 1e-6 and asym[k] > 0.1
+
+
 def test_lstm_detach_every_keeps_the_forward():
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(2, 3, batch_first=True).double()
@@ -197,6 +227,8 @@ def test_truncation_costs_more_direction_when_the_recurrence_does_not_contract()
     ortho = bptt.truncation_experiment(lambda_1=1.0)["cosine"]
     assert contract[4] > 0.99 and ortho[4] < 0.95
     assert np.all(ortho[:10] < contract[:10])
+    expand = bptt.truncation_experiment(lambda_1=1.5)["cosine"]
+    assert np.all(expand[:-1] < ortho[:-1]) and expand[19] < np.cos(np.radians(45))  # λ₁ = 1.5: k = 20 is 51° off
 
 
 @pytest.mark.parametrize("call,match", [

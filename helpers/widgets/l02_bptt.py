@@ -30,7 +30,7 @@ def draw_truncation(fig, k, lambda_1):
         right.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100]))
         right.xaxis.set_major_formatter("{x:.0f}")
         right.xaxis.set_minor_locator(NullLocator())  # minor log ticks cost ~10 ms per render
-        right.set_xlabel("window k (steps back)")
+        right.set_xlabel("window k (steps covered)")
         right.set_ylabel("cos(truncated, full)")
         right.yaxis.set_major_locator(FixedLocator([0.0, 0.25, 0.5, 0.75, 1.0]))
         left.xaxis.set_major_locator(FixedLocator([0, 25, 50, 75, 100]))
@@ -67,4 +67,5 @@ def truncation_panel():
     fig, _ = figure(ncols=2, size=(9.0, 3.4), margins=MARGINS)
     return Panel(controls, fig, draw_truncation,
                  caption="tanh RNN, H = 32, W_hh orthogonal × λ₁, one sequence of T = 100 steps, a squared-error loss at every step. "
-                         "Sliding window: each loss term is backpropagated k steps (k = T is full BPTT).")
+                         "Sliding window: each loss's window covers its own step and k − 1 earlier ones "
+                         "(k = 1: the local-only gradient; k = T: full BPTT).")
