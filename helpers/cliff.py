@@ -1,18 +1,24 @@
 r"""The loss cliff of one recurrent unit, gradient descent on it, and a small RNN whose training spikes.
 
-One unit, no input (Pascanu, Mikolov & Bengio 2013, §2.3, eq. 8 and Fig. 6):
+One unit, no input (Pascanu, Mikolov & Bengio 2013, §2.3, eq. 8 and Fig. 6; they call the state x_t, here it is h_t
+as in the other lessons, where x_t is the input):
 
-    x_t = w σ(x_{t-1}) + b,   t = 1..T,      E(w, b) = (σ(x_T) - target)²,   x_0 = 0.5, target = 0.7, T = 50
+    h_t = w σ(h_{t-1}) + b,   t = 1..T,      E(w, b) = (σ(h_T) - target)²,   h_0 = 0.5, target = 0.7, T = 50
 
-Backpropagation through time on one unit, δ_t = ∂E/∂x_t:
+Backpropagation through time on one unit, δ_t = dE/dh_t (the total derivative: every path from h_t to E):
 
-    δ_T = 2 (σ(x_T) - target) σ'(x_T),     δ_{t-1} = δ_t · w σ'(x_{t-1}),
-    ∂E/∂w = Σ_t δ_t σ(x_{t-1}),            ∂E/∂b = Σ_t δ_t.
+    δ_T = 2 (σ(h_T) - target) σ'(h_T),     δ_{t-1} = δ_t · w σ'(h_{t-1}),
+    dE/dw = Σ_t δ_t σ(h_{t-1}),            dE/db = Σ_t δ_t.
 
-Unrolled, δ_k = δ_T · ∂x_T/∂x_k with ∂x_T/∂x_k = Π_{t=k+1..T} w σ'(x_{t-1}): a product of T - k Jacobians.
-For w > 4 the map x -> w σ(x) + b has two attractors; where (w, b) crosses the boundary at which x_0 = 0.5
-switches from one to the other, x_T (and the loss) jumps within a tiny change of w. That is the cliff:
-the product of Jacobians is large there, and so is the gradient.
+Unrolled, δ_k = δ_T · ∂h_T/∂h_k with ∂h_T/∂h_k = Π_{t=k+1..T} w σ'(h_{t-1}): a product of T - k Jacobians.
+
+Where the wall comes from (`fixed_points`): the map h -> w σ(h) + b has two attractors only for w > 4 AND b in a
+window around -w/2 (between two saddle-node bifurcations); elsewhere it has one. At b = -2.2 the second, high
+attractor is born at w ≈ 4.3365, together with an unstable fixed point that separates the two basins; just after
+(w ≈ 4.3376) that boundary passes h_0 = 0.5 and h_0 switches basin. For a finite T the switch of h_T is blurred:
+just left of the bifurcation h_t creeps through a bottleneck where w σ'(h) ≈ 1 for dozens of steps, so the product
+of Jacobians stays large and h_T (and the loss) jumps within a tiny change of w. That is the cliff; at T = 50 it
+sits at w ≈ 4.329 and it moves onto the basin crossing as T grows.
 
 `descend` runs gradient descent (or Adam) on (w, b) from a fixed start, clipping the gradient first if asked,
 with the same two clipping rules as helpers.training:
@@ -35,7 +41,7 @@ import torch
 
 from . import cells, tasks, training
 
-X0, TARGET, T_STEPS = 0.5, 0.7, 50
+H0, TARGET, T_STEPS = 0.5, 0.7, 50
 OPTIMIZERS = ("sgd", "adam")
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
@@ -64,44 +70,89 @@ def _check_clip(clip):
 
 # ----------------------------------------------------------------------------- the one-unit model, vectorised
 
-def forward(w, b, T=T_STEPS, x0=X0):
-    """States of the one-unit RNN. w, b: arrays that broadcast to shape S. -> xs (T+1, *S), xs[0] = x0."""
+def forward(w, b, T=T_STEPS, h0=H0):
+    """States of the one-unit RNN. w, b: arrays that broadcast to shape S. -> hs (T+1, *S), hs[0] = h0."""
     T = tasks._check_int("T", T, 1)
-    x0 = _check_real("x0", x0)
+    h0 = _check_real("h0", h0)
     w, b = np.broadcast_arrays(_check_array("w", w), _check_array("b", b))
-    xs = np.empty((T + 1,) + w.shape)
-    xs[0] = x0
+    hs = np.empty((T + 1,) + w.shape)
+    hs[0] = h0
     for t in range(1, T + 1):
-        xs[t] = w * cells.sigmoid(xs[t - 1]) + b
-    return xs
+        hs[t] = w * cells.sigmoid(hs[t - 1]) + b
+    return hs
 
 
-def loss_and_grad(w, b, T=T_STEPS, x0=X0, target=TARGET):
-    """E = (σ(x_T) - target)² and its gradient by BPTT. w, b broadcast to S. -> (E, dE/dw, dE/db), each (*S)."""
+def loss_and_grad(w, b, T=T_STEPS, h0=H0, target=TARGET):
+    """E = (σ(h_T) - target)² and its gradient by BPTT. w, b broadcast to S. -> (E, dE/dw, dE/db), each (*S)."""
     target = _check_real("target", target)
-    xs = forward(w, b, T, x0)                            # (T+1, *S)
-    w = np.broadcast_to(np.asarray(w, dtype=np.float64), xs.shape[1:])
-    s = cells.sigmoid(xs)                                # (T+1, *S)
+    hs = forward(w, b, T, h0)                            # (T+1, *S)
+    w = np.broadcast_to(np.asarray(w, dtype=np.float64), hs.shape[1:])
+    s = cells.sigmoid(hs)                                # (T+1, *S)
     loss = (s[-1] - target) ** 2
-    delta = 2.0 * (s[-1] - target) * s[-1] * (1.0 - s[-1])   # δ_T = ∂E/∂x_T
+    delta = 2.0 * (s[-1] - target) * s[-1] * (1.0 - s[-1])   # δ_T = dE/dh_T
     dw, db = np.zeros_like(loss), np.zeros_like(loss)
-    for t in range(xs.shape[0] - 1, 0, -1):
+    for t in range(hs.shape[0] - 1, 0, -1):
         dw += delta * s[t - 1]
         db += delta
-        delta = delta * w * s[t - 1] * (1.0 - s[t - 1])     # δ_{t-1} = δ_t ∂x_t/∂x_{t-1}
+        delta = delta * w * s[t - 1] * (1.0 - s[t - 1])     # δ_{t-1} = δ_t ∂h_t/∂h_{t-1}
     return loss, dw, db
 
 
-def state_jacobians(w, b, T=T_STEPS, x0=X0):
-    """∂x_T/∂x_k = Π_{t=k+1..T} w σ'(x_{t-1}) for k = 0..T (entry T is 1). w, b broadcast to S. -> (T+1, *S)."""
-    xs = forward(w, b, T, x0)
-    w = np.broadcast_to(np.asarray(w, dtype=np.float64), xs.shape[1:])
-    s = cells.sigmoid(xs[:-1])                           # (T, *S)  σ(x_{t-1}) for t = 1..T
-    factors = w * s * (1.0 - s)                          # (T, *S)  ∂x_t/∂x_{t-1}
-    out = np.ones_like(xs)
+def state_jacobians(w, b, T=T_STEPS, h0=H0):
+    """∂h_T/∂h_k = Π_{t=k+1..T} w σ'(h_{t-1}) for k = 0..T (entry T is 1). w, b broadcast to S. -> (T+1, *S)."""
+    hs = forward(w, b, T, h0)
+    w = np.broadcast_to(np.asarray(w, dtype=np.float64), hs.shape[1:])
+    s = cells.sigmoid(hs[:-1])                           # (T, *S)  σ(h_{t-1}) for t = 1..T
+    factors = w * s * (1.0 - s)                          # (T, *S)  ∂h_t/∂h_{t-1}
+    out = np.ones_like(hs)
     with np.errstate(over="ignore", under="ignore"):
         out[:-1] = np.cumprod(factors[::-1], axis=0)[::-1]   # out[k] = Π_{t>k} factors
     return out
+
+
+def fixed_points(w, b):
+    """Fixed points h* = w σ(h*) + b of the one-unit map, and their slopes w σ'(h*). -> (h (n,), slope (n,)), sorted.
+
+    n is 1 or 3 (2 exactly at a saddle-node bifurcation). A fixed point is an attractor when |slope| < 1.
+    Three fixed points (two attractors and the unstable one between them, the boundary of their basins) need
+    w > 4 and b inside a window around -w/2. Found by bisection on each interval where h -> w σ(h) + b - h is
+    monotone (at most three: the map's slope w σ'(h) crosses 1 at most twice), so no root can be missed.
+    """
+    w, b = _check_real("w", w), _check_real("b", b)
+
+    def f(h):
+        return w * _sigmoid(h) + b - h
+
+    lo, hi = min(b, w + b) - 1.0, max(b, w + b) + 1.0    # every fixed point lies in [min(b, w+b), max(b, w+b)]
+    cuts = [lo]
+    if w > 4.0:                                          # w σ'(h) = 1 at σ(h) = (1 ± sqrt(1 - 4/w)) / 2
+        r = math.sqrt(1.0 - 4.0 / w)
+        for s in ((1.0 - r) / 2.0, (1.0 + r) / 2.0):
+            if 0.0 < s < 1.0:
+                cuts.append(min(max(math.log(s / (1.0 - s)), lo), hi))
+    cuts.append(hi)
+    roots = []
+    for a, c in zip(cuts[:-1], cuts[1:]):
+        fa, fc = f(a), f(c)
+        if fa == 0.0 or fa * fc < 0.0 or fc == 0.0:
+            for _ in range(200):                         # bisection to machine precision
+                m = 0.5 * (a + c)
+                if m in (a, c):
+                    break
+                fm = f(m)
+                if fm == 0.0:
+                    a = c = m
+                    break
+                if (fm < 0.0) == (fa < 0.0):
+                    a, fa = m, fm
+                else:
+                    c = m
+            root = a if fa == 0.0 else 0.5 * (a + c)
+            if not roots or abs(root - roots[-1]) > 1e-9:
+                roots.append(root)
+    h = np.array(roots)
+    s = np.array([_sigmoid(v) for v in roots])
+    return h, w * s * (1.0 - s)
 
 
 # ----------------------------------------------------------------------------- the one-unit model, scalar (fast path)
@@ -113,15 +164,15 @@ def _sigmoid(x):
     return e / (1.0 + e)
 
 
-def _loss_grad_scalar(w, b, T, x0, target):
+def _loss_grad_scalar(w, b, T, h0, target):
     """loss_and_grad for one (w, b) on Python floats: ~40x faster than numpy on 0-d arrays."""
-    s_prev = [0.0] * T                  # σ(x_{t-1}) for t = 1..T
-    x = x0
+    s_prev = [0.0] * T                  # σ(h_{t-1}) for t = 1..T
+    h = h0
     for t in range(T):
-        s = _sigmoid(x)
+        s = _sigmoid(h)
         s_prev[t] = s
-        x = w * s + b
-    sT = _sigmoid(x)
+        h = w * s + b
+    sT = _sigmoid(h)
     loss = (sT - target) ** 2
     delta = 2.0 * (sT - target) * sT * (1.0 - sT)
     dw = db = 0.0
@@ -148,7 +199,7 @@ def clip_vector(g, clip):
     return g
 
 
-def descend(w0, b0, lr, steps=100, clip=None, optimizer="sgd", T=T_STEPS, x0=X0, target=TARGET):
+def descend(w0, b0, lr, steps=100, clip=None, optimizer="sgd", T=T_STEPS, h0=H0, target=TARGET):
     """Gradient descent (optimizer="sgd") or Adam (torch's defaults) on E(w, b) from (w0, b0).
 
     clip: None | ("norm", c) | ("value", c), applied to the raw gradient before the optimizer uses it.
@@ -164,7 +215,7 @@ def descend(w0, b0, lr, steps=100, clip=None, optimizer="sgd", T=T_STEPS, x0=X0,
     lr = _check_real("lr", lr, positive=True)
     steps = tasks._check_int("steps", steps, 1)
     T = tasks._check_int("T", T, 1)
-    x0, target = _check_real("x0", x0), _check_real("target", target)
+    h0, target = _check_real("h0", h0), _check_real("target", target)
     kind, c = _check_clip(clip)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Expected one of them, got {optimizer!r}")
@@ -176,7 +227,7 @@ def descend(w0, b0, lr, steps=100, clip=None, optimizer="sgd", T=T_STEPS, x0=X0,
     v = [0.0, 0.0]
     for k in range(steps):
         theta[k] = w, b
-        loss[k], gw, gb = _loss_grad_scalar(w, b, T, x0, target)
+        loss[k], gw, gb = _loss_grad_scalar(w, b, T, h0, target)
         grad[k] = gw, gb
         if kind == "norm":
             n = math.hypot(gw, gb)
@@ -198,25 +249,31 @@ def descend(w0, b0, lr, steps=100, clip=None, optimizer="sgd", T=T_STEPS, x0=X0,
         scale[k] = sw, sb
         w, b = w - sw * dw, b - sb * db
     theta[steps] = w, b
-    loss[steps] = _loss_grad_scalar(w, b, T, x0, target)[0]
+    loss[steps] = _loss_grad_scalar(w, b, T, h0, target)[0]
     return {"theta": theta, "loss": loss, "grad": grad, "grad_norm": np.hypot(grad[:, 0], grad[:, 1]),
             "clipped": clipped, "update": np.diff(theta, axis=0), "scale": scale}
 
 
-VALLEY_LOSS, PLATEAU_LOSS, FLAT_GRAD = 1e-2, 0.05, 1e-2
+VALLEY_LOSS, PLATEAU_LOSS, FLAT_GRAD, BOUNCE_SPAN, BOUNCE_RISES = 1e-2, 0.05, 1e-2, 10.0, 2
+OUTCOMES = ("valley", "plateau", "bouncing", "slope")
 
 
 def outcome(result, last=10):
-    """Where a `descend` run ended, judged on its last `last` losses:
-    "valley"   every one < 1e-2;
-    "plateau"  the final loss > 0.05 with a gradient norm < 1e-2: on the flat plateau, barely moving;
-    "wall"     anything else: bouncing across the cliff, or still on the slope.
+    """Where a `descend` run ended, judged on its last `last` losses (one of OUTCOMES):
+    "valley"    every one < 1e-2;
+    "plateau"   the final loss > 0.05 with a gradient norm < 1e-2: on the flat plateau, barely moving;
+    "bouncing"  the losses span more than 10x and rise at least twice: hopping back and forth across the wall;
+    "slope"     anything else: not settled yet (typically still on its way down the slope).
     """
+    last = tasks._check_int("last", last, 2)
     tail = result["loss"][-last:]
     if tail.max() < VALLEY_LOSS:
         return "valley"
-    stuck = tail[-1] > PLATEAU_LOSS and result["grad_norm"][-1] < FLAT_GRAD
-    return "plateau" if stuck else "wall"
+    if tail[-1] > PLATEAU_LOSS and result["grad_norm"][-1] < FLAT_GRAD:
+        return "plateau"
+    if tail.max() > BOUNCE_SPAN * tail.min() and np.sum(np.diff(tail) > 0) >= BOUNCE_RISES:
+        return "bouncing"
+    return "slope"
 
 
 # ----------------------------------------------------------------------------- the RNN that spikes (torch)
@@ -234,19 +291,33 @@ class RecallRNN(torch.nn.Module):
         return self.out(hs[:, -1])       # (B, K)
 
 
-def recall_model(n_symbols=4, hidden_size=32, seed=0):
-    """A RecallRNN with torch's default init drawn under training.set_seed(seed): the same weights every call."""
+DTYPES = (torch.float32, torch.float64)
+
+
+def _check_dtype(dtype):
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be torch.float32 or torch.float64. Expected one of them, got {dtype!r}")
+    return dtype
+
+
+def recall_model(n_symbols=4, hidden_size=32, seed=0, dtype=torch.float32):
+    """A RecallRNN with torch's default init drawn under training.set_seed(seed): the same weights every call.
+
+    dtype float64 gives the same initial weights (drawn in float32, then converted) with float64 arithmetic.
+    """
     n_symbols = tasks._check_int("n_symbols", n_symbols, 2)
     hidden_size = tasks._check_int("hidden_size", hidden_size, 1)
+    dtype = _check_dtype(dtype)
     training.set_seed(seed)
-    return RecallRNN(n_symbols, hidden_size)
+    return RecallRNN(n_symbols, hidden_size).to(dtype)
 
 
-def recall_batches(T=10, batch_size=32, n_symbols=4, seed=0):
-    """batches(step) -> (x (B, T, K) float32, y (B,) int64): recall the FIRST symbol (lag = T - 1).
+def recall_batches(T=10, batch_size=32, n_symbols=4, seed=0, dtype=torch.float32):
+    """batches(step) -> (x (B, T, K) of dtype, y (B,) int64): recall the FIRST symbol (lag = T - 1).
 
     Batch `step` is drawn from its own seed (seed, step): any run with the same seed sees the same data.
     """
+    dtype = _check_dtype(dtype)
     T = tasks._check_int("T", T, 2)
     batch_size = tasks._check_int("batch_size", batch_size, 1)
     n_symbols = tasks._check_int("n_symbols", n_symbols, 2)
@@ -255,7 +326,7 @@ def recall_batches(T=10, batch_size=32, n_symbols=4, seed=0):
     def batches(step):
         rng = np.random.default_rng([seed, tasks._check_int("step", step, 0)])
         x, y = tasks.delayed_recall(batch_size, T, T - 1, n_symbols, rng=rng)
-        return torch.from_numpy(x), torch.from_numpy(y)
+        return torch.from_numpy(x).to(dtype), torch.from_numpy(y)
     return batches
 
 

@@ -11,11 +11,11 @@ from helpers.gradcheck import rel_error
 POINTS = [(4.0, -3.0), (4.3292, -2.2), (4.355, -2.2), (2.0, -0.5), (6.0, 1.0), (-1.0, 0.3)]  # on and off the wall
 
 
-def torch_loss(w, b, T=50, x0=0.5, target=0.7):
-    x = torch.tensor(x0, dtype=torch.float64)
+def torch_loss(w, b, T=50, h0=0.5, target=0.7):
+    h = torch.tensor(h0, dtype=torch.float64)
     for _ in range(T):
-        x = w * torch.sigmoid(x) + b
-    return (torch.sigmoid(x) - target) ** 2
+        h = w * torch.sigmoid(h) + b
+    return (torch.sigmoid(h) - target) ** 2
 
 
 # ----------------------------------------------------------------------------- the one-unit model
@@ -82,8 +82,57 @@ def test_the_cliff_is_there():
     assert np.abs(cliff.state_jacobians(4.0, -2.2)[0]) < 1e-6               # and vanishes off it
 
 
+@pytest.mark.parametrize("w, n_expected", [(4.0, 1), (4.33, 1), (4.34, 3), (4.5, 3), (4.6, 1), (-3.0, 1), (0.0, 1)])
+def test_fixed_points_against_a_dense_scan(w, n_expected):
+    """b = -2.2: the high attractor is born between w = 4.33 and 4.34, the low one dies between 4.5 and 4.6."""
+    b = -2.2
+    h, slope = cliff.fixed_points(w, b)
+    grid = np.linspace(-12, 12, 2_400_001)
+    f = w * cells.sigmoid(grid) + b - grid
+    n_scan = int(np.sum(np.sign(f[:-1]) != np.sign(f[1:])))
+    assert len(h) == n_expected == n_scan and np.all(np.diff(h) > 0)
+    assert np.abs(w * cells.sigmoid(h) + b - h).max() < 1e-12                 # they are fixed points
+    s = cells.sigmoid(h)
+    assert rel_error(slope, w * s * (1 - s)) < 1e-14
+    if n_expected == 3:                                                          # attractor, boundary, attractor
+        assert slope[0] < 1 < slope[1] and slope[2] < 1
+
+
+def test_fixed_points_birth_of_the_high_attractor():
+    """Saddle-node at b = -2.2: w σ'(h) = 1 and h = w σ(h) + b at w_c ≈ 4.3365. One fixed point below, three above."""
+    assert len(cliff.fixed_points(4.3364, -2.2)[0]) == 1 and len(cliff.fixed_points(4.3366, -2.2)[0]) == 3
+    h, _ = cliff.fixed_points(4.3376, -2.2)                                      # the basin boundary is near h_0 = 0.5
+    assert abs(h[1] - 0.5) < 0.01
+    w_cross = (0.5 + 2.2) / cells.sigmoid(0.5)                                   # boundary exactly at h_0 = 0.5
+    assert abs(cliff.fixed_points(w_cross, -2.2)[0][1] - 0.5) < 1e-9
+    for b in (-3.0, 0.0, 1.0):                                                   # w = 4.34 is bistable only near b = -w/2
+        assert len(cliff.fixed_points(4.34, b)[0]) == 1
+    assert len(cliff.fixed_points(6.0, -3.0)[0]) == 3
+
+
+@pytest.mark.parametrize("bad", [dict(w=np.nan, b=0.0), dict(w=1.0, b="x"), dict(w=True, b=0.0)])
+def test_fixed_points_validates(bad):
+    with pytest.raises(ValueError, match="must be"):
+        cliff.fixed_points(**bad)
+
+
+def test_the_wall_sharpens_onto_the_basin_crossing_as_T_grows():
+    """The wall (max |dE/dw| at b = -2.2) moves from w ≈ 4.329 (T = 50) towards the w where the basin boundary
+    passes h_0 = 0.5, w = 2.7 / σ(0.5) ≈ 4.3376, and gets steeper."""
+    w = np.linspace(4.32, 4.34, 20001)
+    w_cross = 2.7 / cells.sigmoid(0.5)
+    walls, steep = [], []
+    for T in (50, 100, 200, 400):
+        _, dw, _ = cliff.loss_and_grad(w, -2.2, T=T)
+        i = int(np.argmax(np.abs(dw)))
+        walls.append(w[i])
+        steep.append(abs(dw[i]))
+    gaps = np.abs(np.array(walls) - w_cross)
+    assert np.all(np.diff(gaps) < 0) and gaps[-1] < 1e-3 and np.all(np.diff(steep) > 0)
+
+
 @pytest.mark.parametrize("bad", [dict(w=np.nan, b=0.0), dict(w=1.0, b=np.inf), dict(w=1.0, b=0.0, T=0),
-                                 dict(w=1.0, b=0.0, x0="a")])
+                                 dict(w=1.0, b=0.0, h0="a")])
 def test_forward_validates(bad):
     with pytest.raises(ValueError, match="must be"):
         cliff.forward(**bad)
@@ -154,7 +203,10 @@ def test_the_lesson_default_run():
     norm = cliff.descend(4.0, -3.0, 3.0, 100, ("norm", 0.1))
     assert cliff.outcome(none) == "plateau" and none["theta"][-1, 1] > 0.5
     assert cliff.outcome(norm) == "valley"
-    assert cliff.outcome(cliff.descend(4.0, -3.0, 0.1, 5)) == "wall"
+    assert cliff.outcome(cliff.descend(4.0, -3.0, 0.1, 5)) == "slope"             # 5 small steps: still going down
+    value = cliff.descend(4.0, -3.0, 3.0, 100, ("value", 0.1 / math.sqrt(2)))
+    tail = value["loss"][-10:]
+    assert cliff.outcome(value) == "bouncing" and tail.max() > 10 * tail.min() and tail.max() > 0.1
 
 
 @pytest.mark.parametrize("bad", [dict(lr=0.0), dict(lr=math.nan), dict(steps=0), dict(optimizer="sgdm"),
@@ -185,6 +237,19 @@ def test_recall_batches_are_reproducible_and_recall_the_first_symbol():
     assert not torch.equal(a(5)[0], x1)
     with pytest.raises(ValueError, match="step must be"):
         a(-1)
+
+
+def test_recall_float64():
+    x32, y32 = cliff.recall_batches(batch_size=3)(2)
+    x64, y64 = cliff.recall_batches(batch_size=3, dtype=torch.float64)(2)
+    assert x64.dtype == torch.float64 and torch.equal(x64.float(), x32) and torch.equal(y64, y32)
+    m32, m64 = cliff.recall_model(seed=1), cliff.recall_model(seed=1, dtype=torch.float64)
+    assert all(q.dtype == torch.float64 and torch.equal(p.double(), q) for p, q in zip(m32.parameters(), m64.parameters()))
+    assert rel_error(m64(x64).detach().numpy(), m32(x32).detach().double().numpy()) < 1e-5
+    with pytest.raises(ValueError, match="dtype must be"):
+        cliff.recall_model(dtype=torch.float16)
+    with pytest.raises(ValueError, match="dtype must be"):
+        cliff.recall_batches(dtype="float64")
 
 
 def test_recall_model_is_seeded():

@@ -92,7 +92,9 @@ def _verdict(r):
         return (f"thrown onto the flat plateau, ends at (w, b) = ({w:.1f}, {b:.1f}) "
                 f"with ‖g‖ = {r['grad_norm'][-1]:.0e} (loss {r['loss'][-1]:.3f})")
     tail = r["loss"][-10:]
-    return f"not settled: last 10 losses between {tail.min():.1e} and {tail.max():.1e}"
+    if where == "bouncing":
+        return f"bouncing across the wall: last 10 losses between {tail.min():.1e} and {tail.max():.1e}"
+    return f"not settled yet (loss {r['loss'][-1]:.1e})"
 
 
 def draw_clipping(fig, lr, clip, threshold, optimizer):
@@ -143,7 +145,7 @@ def clipping_panel():
     }
     fig, _ = figure(ncols=3, size=SIZE, margins=MARGINS)
     return Panel(controls, fig, draw_clipping,
-                 caption="One unit x_t = w·σ(x_{t−1}) + b, x_0 = 0.5, loss E = (σ(x_50) − 0.7)² "
+                 caption="One unit h_t = w·σ(h_{t−1}) + b, h_0 = 0.5, loss E = (σ(h_50) − 0.7)² "
                          "(Pascanu et al. 2013, Fig. 6). Start: white dot at (4, −3). Dark = low loss (the valley). "
                          "The wall is the sharp yellow/green edge beside it (w > 4): there the gradient is up to "
                          "~1000× its usual size.")
