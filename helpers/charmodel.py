@@ -166,18 +166,31 @@ def train_char_model(model, ids, *, steps, seq_len=64, batch_size=32, lr=3e-3, c
 
 
 @torch.no_grad()
-def evaluate(model, ids):
-    """Mean cross-entropy (nats/char) of predicting ids[1:] from ids[:-1], read as ONE sequence from h_0 = 0."""
+def evaluate(model, ids, seq_len=None):
+    """Mean cross-entropy (nats/char) of predicting ids[1:] from ids[:-1]. ids (N,) int.
+
+    seq_len None: read as ONE sequence from h_0 = 0, so late characters see up to N - 1 characters of context.
+    seq_len int:  cut into consecutive windows of seq_len inputs (the last one may be shorter), each read from
+                  h_0 = 0 like a training window; the mean is over every predicted character. Use the training
+                  window length to compare held-out and training loss like with like.
+    """
     ids = _check_ids(ids, _vocab_size(model), ndim=1)
     if len(ids) < 2:
         raise ValueError(f"ids must hold at least two characters. Expected length >= 2, got {len(ids)}")
+    n = len(ids) - 1                                                # predicted characters
+    seq_len = n if seq_len is None else tasks._check_int("seq_len", seq_len, 1)
+    full = n // seq_len * seq_len
+    pieces = [(ids[:full].reshape(-1, seq_len), ids[1:full + 1].reshape(-1, seq_len))] if full else []
+    if full < n:
+        pieces.append((ids[None, full:n], ids[None, full + 1:]))    # the shorter last window, (1, n - full)
     was_training = model.training
     model.eval()
-    x = torch.from_numpy(ids[None, :-1])                            # (1, N-1): one long sequence
+    total = 0.0
     with one_thread():
-        loss = float(char_loss(model, x, torch.from_numpy(ids[None, 1:])))
+        for x, y in pieces:                                         # (W, seq_len) windows, all from h_0 = 0
+            total += float(char_loss(model, torch.from_numpy(x), torch.from_numpy(y))) * y.size
     model.train(was_training)
-    return loss
+    return total / n
 
 
 def unigram_entropy(ids, vocab_size):

@@ -9,9 +9,10 @@ Output t sees the inputs t - (k-1) d .. t and nothing later. Stacking L such lay
     RF = 1 + sum_l (k_l - 1) d_l                                    (the span of inputs one output can see)
 
 and the lags j that reach it (input t - j -> output t) are the Minkowski sum of every layer's taps
-{0, d_l, 2 d_l, .., (k_l - 1) d_l}. With d_l = k^(l-1) (WaveNet, TCN: k = 2, d = 1, 2, 4, ..) the set has
-no holes and RF = k^L: exponential in depth, for a parameter count linear in depth. When d grows faster
-than k (k = 2, d = 3^(l-1)) the span still obeys the formula but holes appear inside it ("gridding").
+{0, d_l, 2 d_l, .., (k_l - 1) d_l}. Doubling dilations d_l = 2^(l-1) give RF = 1 + (k - 1)(2^L - 1), which is
+2^L for k = 2 (WaveNet, TCN) and 2^(L+1) - 1 for k = 3; d_l = k^(l-1) gives RF = k^L with no holes and no
+duplicates. Either way RF is exponential in depth, for a parameter count linear in depth. When d grows
+faster than k covers (k = 2, d = 3^(l-1)) the span still obeys the formula but holes appear ("gridding").
 An RNN's last state h_T depends on every x_t, t <= T, for any T: its receptive field is unbounded
 (how much of that dependence survives training is lesson 04's question).
 
@@ -89,6 +90,23 @@ def layer_reach(kernel_sizes, dilations):
         taps = d * np.arange(k, dtype=np.int64)                      # (k,)
         reach.append(np.unique(reach[-1][:, None] + taps[None, :]))  # Minkowski sum, sorted
     return reach[::-1]
+
+
+def reach_taps(kernel_sizes, dilations):
+    """The taps that carry the last output's receptive field, layer by layer: a list of L int64 arrays (n_l, 2).
+
+    Row (a, b) of entry l - 1 is one tap of layer l: the unit a steps back at level l - 1 (0 = the input) feeds
+    the unit b steps back at level l, with a - b in {0, d_l, .., (k_l - 1) d_l}. Only units that reach the top
+    output appear (b in layer_reach(...)[l]), each with its k_l taps, so n_l = k_l * len(layer_reach(...)[l]).
+    """
+    ks, ds = _layers(kernel_sizes, dilations)
+    reach = layer_reach(ks, ds)
+    taps = []
+    for l, (k, d) in enumerate(zip(ks, ds), start=1):
+        parents = np.repeat(reach[l], k)                               # (n_l,): each reached unit k times
+        children = parents + np.tile(d * np.arange(k, dtype=np.int64), len(reach[l]))
+        taps.append(np.stack([children, parents], axis=1))             # (n_l, 2)
+    return taps
 
 
 def receptive_mask(T, kernel_sizes, dilations):
@@ -268,6 +286,33 @@ def last_step_accuracy(model, x, y):
     model.eval()
     x = torch.from_numpy(np.asarray(x)).to(next(model.parameters()).dtype)
     return float((model(x)[:, -1].argmax(-1).numpy() == np.asarray(y)).mean())
+
+
+def graph_depth(output):
+    """Longest chain of dependent operations behind `output`: the depth of its autograd graph (an int).
+
+    Every node of the graph (output.grad_fn and the nodes it points to, leaves excluded) is one op of the
+    forward pass; a chain of n nodes is n ops that must run one after another, whatever the hardware. An RNN's chain grows
+    with T (each h_t needs h_{t-1}); a conv stack's is set by its layers, not by T. Iterative, so a graph
+    tens of thousands of ops deep does not hit Python's recursion limit.
+    """
+    if not isinstance(output, torch.Tensor) or output.grad_fn is None:
+        raise ValueError("output must be a tensor computed with autograd on. Expected a tensor with a grad_fn, "
+                         f"got {type(output).__name__}" + ("" if not isinstance(output, torch.Tensor) else " without one"))
+    depth = {}
+    stack = [(output.grad_fn, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if node in depth:
+            continue
+        children = [child for child, _ in node.next_functions
+                    if child is not None and not hasattr(child, "variable")]     # AccumulateGrad: a leaf, not an op
+        if children_done:
+            depth[node] = 1 + max((depth[c] for c in children), default=0)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if c not in depth)
+    return depth[output.grad_fn]
 
 
 @torch.no_grad()

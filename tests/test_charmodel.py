@@ -125,6 +125,26 @@ def test_evaluate_and_unigram_entropy():
         charmodel.evaluate(torch.nn.GRU(3, 3), IDS)
 
 
+def test_evaluate_in_windows_restarts_the_state_at_every_window():
+    model = small_model().double()
+    ids = IDS[500:700]                                                  # 199 predicted characters
+    for seq_len in (1, 10, 64, 198):
+        manual, count = 0.0, 0
+        for start in range(0, len(ids) - 1, seq_len):                   # each window alone, from h_0 = 0
+            x, y = ids[start:start + seq_len], ids[start + 1:start + seq_len + 1]
+            x = x[:len(y)]
+            manual += charmodel.char_loss(model, x[None], y[None]).item() * len(y)
+            count += len(y)
+        assert count == len(ids) - 1
+        assert charmodel.evaluate(model, ids, seq_len=seq_len) == pytest.approx(manual / count, abs=1e-12)
+    assert charmodel.evaluate(model, ids, seq_len=199) == pytest.approx(charmodel.evaluate(model, ids), abs=1e-12)
+    assert charmodel.evaluate(model, ids, seq_len=10) != pytest.approx(charmodel.evaluate(model, ids), abs=1e-6)
+    bigram = charmodel.BigramModel(IDS, V)                              # no state: windows change nothing
+    assert charmodel.evaluate(bigram, ids, seq_len=7) == pytest.approx(charmodel.evaluate(bigram, ids), abs=1e-6)
+    with pytest.raises(ValueError, match="seq_len must be an int >= 1"):
+        charmodel.evaluate(model, ids, seq_len=0)
+
+
 # ----------------------------------------------------------------------------- temperature
 
 def test_temperature_one_is_softmax_and_shift_invariant():

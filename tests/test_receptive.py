@@ -61,6 +61,25 @@ def test_layer_reach_and_grid():
         np.testing.assert_array_equal(np.sort(g["lags"][g["grid"][level] == 1.0]), lags)
 
 
+@pytest.mark.parametrize("k,d", CONFIGS)
+def test_reach_taps_connect_reached_units_through_the_kernel_taps(k, d):
+    ks, ds = R._layers(k, d)
+    reach, taps = R.layer_reach(k, d), R.reach_taps(k, d)
+    assert len(taps) == len(ds)
+    for l, (t, kl, dl) in enumerate(zip(taps, ks, ds), start=1):
+        assert t.shape == (kl * len(reach[l]), 2) and t.dtype == np.int64
+        assert set(t[:, 1]) == set(reach[l].tolist())                     # every reached unit, k_l taps each
+        assert set(t[:, 0]) == set(reach[l - 1].tolist())                 # ... feeding exactly the level below
+        assert set((t[:, 0] - t[:, 1]).tolist()) == set((dl * np.arange(kl)).tolist())
+        assert len({tuple(row) for row in t.tolist()}) == len(t)          # no tap twice
+
+
+def test_reach_taps_of_the_wavenet_stack():
+    taps = R.reach_taps(2, [1, 2])                                        # RF 4
+    assert taps[1].tolist() == [[0, 0], [2, 0]]                           # top output <- level 1 at lags 0 and 2
+    assert taps[0].tolist() == [[0, 0], [1, 0], [2, 2], [3, 2]]
+
+
 def test_receptive_mask_is_cut_at_the_start():
     np.testing.assert_array_equal(R.receptive_mask(5, 2, [1, 2, 4]), np.ones(5, bool))  # RF 8 > T 5
     np.testing.assert_array_equal(R.receptive_mask(10, 2, [1, 2]), [0] * 6 + [1] * 4)
@@ -190,6 +209,27 @@ def test_fit_last_step_is_deterministic():
     np.testing.assert_array_equal(*losses)
 
 
+def test_graph_depth_grows_with_T_for_an_rnn_and_not_for_a_conv_stack():
+    rnn, tcn = R.RecurrentNet("rnn", 3, 4, 2), R.TCN(3, 4, 2, [1, 2, 4], 2)
+    depth = {(name, T): R.graph_depth(m(torch.randn(1, T, 3, requires_grad=True)))
+             for name, m in (("rnn", rnn), ("tcn", tcn)) for T in (8, 16, 32)}
+    per_step = (depth["rnn", 16] - depth["rnn", 8]) / 8
+    assert per_step >= 1 and depth["rnn", 32] - depth["rnn", 16] == 16 * per_step   # exactly linear in T
+    assert depth["tcn", 8] == depth["tcn", 16] == depth["tcn", 32] < 10 * 3           # set by the 3 layers
+    chain = torch.ones(1, requires_grad=True)
+    y = chain
+    for _ in range(5000):                                                 # deeper than the recursion limit
+        y = y * 1.0
+    assert R.graph_depth(y) == 5000
+
+
+def test_graph_depth_validates():
+    for bad in (torch.ones(3), torch.ones(3, requires_grad=True), np.ones(3)):   # no grad_fn: a leaf or no graph
+        with pytest.raises(ValueError, match="output must be a tensor computed with autograd") as info:
+            R.graph_depth(bad)
+        assert "Expected" in str(info.value) and "got" in str(info.value)
+
+
 def test_forward_time_and_layers_to_cover():
     assert R.forward_time(R.TCN(3, 4, 2, [1], 2), torch.zeros(1, 10, 3), repeats=3) > 0
     assert [R.layers_to_cover(lag) for lag in (0, 1, 3, 4, 6, 7, 8, 1023)] == [1, 1, 2, 3, 3, 3, 4, 10]
@@ -201,6 +241,16 @@ def test_forward_time_and_layers_to_cover():
 
 
 # ----------------------------------------------------------------------------- the panel's binning
+
+def test_tap_path_draws_whole_layers_from_the_top_within_the_budget():
+    taps = R.reach_taps(2, [1, 2, 4])                                     # 2 + 4 + 8 taps, top layer first
+    x, y, drawn = l06_receptive._tap_path(taps, max_taps=6)
+    assert drawn == 2 and x.shape == y.shape == (3 * 6,)
+    assert np.isnan(x[2::3]).all() and np.isfinite(x.reshape(-1, 3)[:, :2]).all()
+    assert set(y[0::3].tolist()) == {1.0, 2.0} and set(y[1::3].tolist()) == {2.0, 3.0}   # child one level below
+    assert l06_receptive._tap_path(taps, max_taps=1)[2] == 0
+    assert l06_receptive._tap_path(taps)[2] == 3
+
 
 def test_binning_keeps_the_fraction_reached():
     grid = R.reach_grid(5, R.dilation_schedule(8, 3))["grid"]         # 16 401 columns
