@@ -230,14 +230,15 @@ def test_forget_gates_and_training_helpers():
 # ----------------------------------------------------------------------------- the panel's computation
 
 @pytest.mark.parametrize("remedy", R.REMEDIES)
-@pytest.mark.parametrize("T_,scale,gamma,fb", [(10, 0.25, 0.05, 0.0), (300, 2.5, 2.0, 5.0), (2, 1.0, 0.1, 0.0)])
+@pytest.mark.parametrize("T_,scale,gamma,fb", [(10, 0.25, 0.01, 0.0), (300, 2.5, 2.0, 5.0), (2, 1.0, 0.1, 0.0)])
 def test_flow_experiment_extremes_are_finite_without_warnings(remedy, T_, scale, gamma, fb):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        r = R.flow_experiment(remedy, T=T_, weight_scale=scale, gamma=gamma, forget_bias=fb)
-    assert r["log10_norm"].shape == r["distance"].shape == (T_,)
-    assert r["log10_norm"][-1] == 0.0 and r["distance"][-1] == 0
-    assert not np.isnan(r["log10_norm"]).any() and not np.isposinf(r["log10_norm"]).any()
+    for gains in (dict(gamma=gamma), dict(gamma=0.1, gamma_x=gamma)):  # both gains moved, or the input gain alone
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            r = R.flow_experiment(remedy, T=T_, weight_scale=scale, forget_bias=fb, **gains)
+        assert r["log10_norm"].shape == r["distance"].shape == (T_,)
+        assert r["log10_norm"][-1] == 0.0 and r["distance"][-1] == 0
+        assert not np.isnan(r["log10_norm"]).any() and not np.isposinf(r["log10_norm"]).any()
 
 
 def test_flow_experiment_validation():
@@ -252,3 +253,98 @@ def test_flow_experiment_validation():
         R.jacobian_log10_norms("tanh", np.zeros((4, 1, 2)), params)
     with pytest.raises(ValueError, match="Expected B >= 2"):
         R.jacobian_log10_norms("batchnorm", np.zeros((4, 1, 2)), R.init_params("batchnorm", H))
+
+
+# ----------------------------------------------------------------------------- fused forward, per-step W_hh gradients
+
+@pytest.mark.parametrize("remedy", ["tanh", "relu", "irnn", "lstm"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_forward_equals_the_step_loop(remedy, dtype):
+    model = R.make_model(remedy, H, seed=14).to(dtype)
+    with torch.no_grad():
+        model.cell.weight_hh.mul_(1.3)  # the fused module must see in-place changes of the cell's weights
+    x = batch(seed=15).to(dtype)
+    s_T = model.states(x)[-1]
+    loop = model.head(s_T[0] if remedy == "lstm" else s_T).squeeze(-1)
+    fused = model(x)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    np.testing.assert_allclose(fused.detach(), loop.detach(), rtol=0, atol=tol)
+    g_fused = torch.autograd.grad(fused.sum(), list(model.parameters()))
+    g_loop = torch.autograd.grad(loop.sum(), list(model.parameters()))
+    for a, b in zip(g_fused, g_loop):
+        np.testing.assert_allclose(a, b, rtol=0, atol=10 * tol)
+
+
+def test_fused_module_leaves_the_init_and_the_global_rng_alone():
+    model = R.make_model("lstm", H, seed=16)
+    torch.manual_seed(16)
+    cell, head = torch.nn.LSTMCell(2, H), torch.nn.Linear(H, 1)
+    after_reference = torch.rand(3)
+    R.make_model("lstm", H, seed=16)
+    assert torch.equal(torch.rand(3), after_reference)
+    assert torch.equal(model.cell.weight_hh, cell.weight_hh) and torch.equal(model.head.weight, head.weight)
+    assert len(list(model.parameters())) == 6  # the fused module owns no parameters of the model
+
+
+@pytest.mark.parametrize("remedy", R.REMEDIES)
+def test_weight_hh_grads_by_step_sum_to_the_gradient(remedy):
+    from helpers import training
+    model = R.make_model(remedy, H, seed=17, max_len=T).double()
+    x, y = tasks.adding_problem(B, T, 18)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    G, other = R.weight_hh_grads_by_step(model, x, y)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert G.shape == (T,) + tuple(model.cell.weight_hh.shape) and not G[0].any()  # h_0 = 0: step 1 adds nothing
+    model.train()
+    R.mse_loss(model, torch.from_numpy(x).double(), torch.from_numpy(y).double()).backward()
+    np.testing.assert_allclose(G.sum(0), model.cell.weight_hh.grad, rtol=1e-10, atol=1e-14)
+    total = np.sqrt(other ** 2 + np.sum(G.sum(0) ** 2))
+    assert total == pytest.approx(training.grad_norm(model.parameters()), rel=1e-10)
+
+
+def test_weight_hh_grads_by_step_validation():
+    with pytest.raises(ValueError, match="model must be a RemedyRNN"):
+        R.weight_hh_grads_by_step(torch.nn.RNN(2, 3), np.zeros((2, 3, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match=r"y \(B,\)"):
+        R.weight_hh_grads_by_step(R.make_model("tanh", H), np.zeros((2, 3, 2)), np.zeros(3))
+
+
+# ----------------------------------------------------------------------------- init variants and batch norm's two gains
+
+def test_orthogonal_init():
+    default, orth = R.init_params("lstm", H, rng=np.random.default_rng(3)), \
+        R.init_params("lstm", H, rng=np.random.default_rng(3), init="orthogonal")
+    for name in ("weight_ih", "bias_ih", "bias_hh"):  # drawn first: unchanged by the orthogonal draw
+        np.testing.assert_array_equal(default[name], orth[name])
+    for block in np.split(orth["weight_hh"], 4):
+        np.testing.assert_allclose(block.T @ block, np.eye(H), atol=1e-12)
+    irnn = R.init_params("irnn", H, init="orthogonal", weight_scale=0.9)
+    np.testing.assert_array_equal(irnn["weight_hh"], 0.9 * np.eye(H))
+    with pytest.raises(ValueError, match="init must be one of"):
+        R.flow_experiment("tanh", init="identity")
+
+
+def test_batchnorm_gains_gamma_x_defaults_to_gamma():
+    a = R.flow_experiment("batchnorm", T=30, gamma=0.2)["log10_norm"]
+    b = R.flow_experiment("batchnorm", T=30, gamma=0.2, gamma_x=0.2)["log10_norm"]
+    np.testing.assert_array_equal(a, b)
+    p = R.init_params("batchnorm", H, gamma=0.1, gamma_x=0.3)
+    assert np.all(p["gamma_h"] == 0.1) and np.all(p["gamma_x"] == 0.3)
+    with pytest.raises(ValueError, match="gamma_x must be a finite number > 0"):
+        R.init_params("batchnorm", H, gamma_x=-1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_batchnorm_rate_is_set_by_the_share_of_fresh_input(seed):
+    rates = [R.flow_experiment("batchnorm", T=100, gamma=0.1, gamma_x=g, seed=seed)["rate"] for g in (0.2, 0.1, 0.05, 0.02)]
+    assert np.all(np.diff(rates) > 0) and rates[0] < -0.03 and abs(rates[-1]) < 0.01
+    same_ratio = [R.flow_experiment("batchnorm", T=100, gamma=g, gamma_x=g, seed=seed)["rate"] for g in (0.05, 0.2)]
+    assert abs(same_ratio[0] - same_ratio[1]) < 0.01
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_the_init_is_the_fix_not_the_activation(seed):
+    far = lambda **kw: R.flow_experiment(T=100, seed=seed, **kw)["log10_norm"][0]  # noqa: E731
+    assert far(remedy="tanh") < -15 < -6 < far(remedy="tanh", init="orthogonal")
+    assert far(remedy="relu", init="orthogonal") < -8 and far(remedy="irnn") > -1
