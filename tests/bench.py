@@ -99,7 +99,7 @@ def bench_notebooks():
     for path in sorted(glob.glob(os.path.join(ROOT, "notebooks", "[0-9][0-9]_*.ipynb"))):
         nb = nbformat.read(path, as_version=4)
         t = time.perf_counter()
-        NotebookClient(nb, timeout=600, kernel_name="python3",
+        NotebookClient(nb, timeout=600, kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=ERROR"],
                        resources={"metadata": {"path": os.path.dirname(path)}}).execute()
         print(f"   {os.path.basename(path):40s} {time.perf_counter() - t:6.1f}")
 
