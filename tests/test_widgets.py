@@ -18,7 +18,8 @@ def settings(control):
 
 
 def test_every_lesson_panel_is_found():
-    assert {"decay_panel", "influence_panel"} <= set(PANELS)
+    assert {"memory_panel", "truncation_panel", "clipping_panel", "decay_panel", "influence_panel", "remedies_panel",
+            "receptive_field_panel", "sampling_panel"} <= set(PANELS)
 
 
 @pytest.mark.parametrize("name", PANELS)
