@@ -147,5 +147,5 @@ def clipping_panel():
     return Panel(controls, fig, draw_clipping,
                  caption="One unit h_t = w·σ(h_{t−1}) + b, h_0 = 0.5, loss E = (σ(h_50) − 0.7)² "
                          "(Pascanu et al. 2013, Fig. 6). Start: white dot at (4, −3). Dark = low loss (the valley). "
-                         "The wall is the sharp yellow/green edge beside it (w > 4): there the gradient is up to "
-                         "~1000× its usual size.")
+                         "The wall is the sharp yellow/green edge beside it (w > 4): along b = −2.2 its gradient reaches "
+                         "~1000× the median; a path may meet a gentler part of it.")
