@@ -82,7 +82,7 @@ def influence_panel():
     """Sequence length, recurrent weight scale, LSTM forget bias -> influence of each input on h_T, per cell."""
     d = INFLUENCE_DEFAULTS
     controls = {
-        "T": slider("sequence length T", d["T"], 10, 200, 10, integer=True),
+        "T": slider("sequence length T", d["T"], 10, 150, 10, integer=True),
         "weight_scale": slider("recurrent weights ×", d["weight_scale"], 0.25, 4.0, 0.05, fmt=".2f"),
         "forget_bias": slider("LSTM forget-gate bias +", d["forget_bias"], 0.0, 5.0, 0.1, fmt=".1f"),
     }
