@@ -24,19 +24,13 @@ gradient of no fixed loss (its Jacobian is not symmetric), while the forward pas
 import numpy as np
 
 from . import cells, flow
+from .tasks import _check_int
 
 KEYS = cells.PARAM_KEYS
 MODES = ("sliding", "chunked")
 
 
 # ----------------------------------------------------------------------------- validation
-
-def _check_int(name, value, lo, hi=None):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
-        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be an int {rng}. Expected {rng}, got {value!r}")
-    return int(value)
-
 
 def _check_sequence(x, h0, params, dhs, nonlinearity):
     """Validate one BPTT call; return float64 x (T, B, I), h0 (B, H), dhs (T, B, H)."""

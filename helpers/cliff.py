@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from . import cells, tasks, training
+from .memory import RecallRNN
 
 H0, TARGET, T_STEPS = 0.5, 0.7, 50
 OPTIMIZERS = ("sgd", "adam")
@@ -61,11 +62,6 @@ def _check_array(name, value):
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must be finite. Expected finite values, got {value!r:.60}")
     return a
-
-
-def _check_clip(clip):
-    """Same rule as helpers.training: None, ('norm', c) or ('value', c) with c > 0. -> (kind, c)."""
-    return training._check_clip(clip)
 
 
 # ----------------------------------------------------------------------------- the one-unit model, vectorised
@@ -186,7 +182,7 @@ def _loss_grad_scalar(w, b, T, h0, target):
 
 def clip_vector(g, clip):
     """helpers.training.clip_gradients for one numpy vector. g (P,) -> clipped copy (P,) float64."""
-    kind, c = _check_clip(clip)
+    kind, c = training._check_clip(clip)
     g = _check_array("g", g).copy()
     if g.ndim != 1:
         raise ValueError(f"g must be a vector (P,). Expected 1 dim, got {g.ndim} (shape {g.shape})")
@@ -216,7 +212,7 @@ def descend(w0, b0, lr, steps=100, clip=None, optimizer="sgd", T=T_STEPS, h0=H0,
     steps = tasks._check_int("steps", steps, 1)
     T = tasks._check_int("T", T, 1)
     h0, target = _check_real("h0", h0), _check_real("target", target)
-    kind, c = _check_clip(clip)
+    kind, c = training._check_clip(clip)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Expected one of them, got {optimizer!r}")
     (beta1, beta2), eps = ADAM_BETAS, ADAM_EPS
@@ -277,19 +273,6 @@ def outcome(result, last=10):
 
 
 # ----------------------------------------------------------------------------- the RNN that spikes (torch)
-
-class RecallRNN(torch.nn.Module):
-    """tanh RNN + linear read-out of the last state: x (B, T, K) one-hot -> logits (B, K)."""
-
-    def __init__(self, n_symbols=4, hidden_size=32):
-        super().__init__()
-        self.rnn = torch.nn.RNN(n_symbols, hidden_size, nonlinearity="tanh", batch_first=True)
-        self.out = torch.nn.Linear(hidden_size, n_symbols)
-
-    def forward(self, x):
-        hs, _ = self.rnn(x)              # (B, T, H)
-        return self.out(hs[:, -1])       # (B, K)
-
 
 DTYPES = (torch.float32, torch.float64)
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .tasks import _check_int, _rng
+from .tasks import _check_int
 from .training import train
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "identity": lambda h: h}
@@ -243,23 +243,6 @@ def gradient_magnitude(model, T, input_size, seed=0):
 
 
 # ----------------------------------------------------------------------------- tasks, training, timing
-
-def local_sum_task(n, T, window=3, n_symbols=4, rng=None):
-    """Label = (sum of the last `window` symbols) mod K. -> x (n, T, K) float32 one-hot, y (n,) int64.
-
-    Same inputs as helpers.tasks.delayed_recall (uniform symbols, one-hot, batch-first); only the label rule
-    differs: it depends on the last `window` steps alone, and on all of them jointly (each symbol alone says
-    nothing about the label, as in parity). Chance accuracy is 1/K.
-    """
-    n = _check_int("n", n, 1)
-    T = _check_int("T", T, 1)
-    K = _check_int("n_symbols", n_symbols, 1)
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window <= T:
-        raise ValueError(f"window must be an int in [1, T]. Expected 1..{T}, got {window!r}")
-    symbols = _rng(rng).integers(0, K, size=(n, T))                   # (n, T)
-    x = np.eye(K, dtype=np.float32)[symbols]                          # (n, T, K)
-    return x, (symbols[:, T - window:].sum(1) % K).astype(np.int64)
-
 
 def last_step_loss(model, x, y):
     """Cross-entropy of the last step's logits: x (B, T, I), y (B,) class ids."""

@@ -34,9 +34,12 @@ BLANK = 0  # copy task: the blank token; symbols are 1..K and the delimiter is K
 
 # ----------------------------------------------------------------------------- validation
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}. Expected >= {minimum}, got {value!r}")
+def _check_int(name, value, minimum, maximum=None):
+    """value as an int in [minimum, maximum] (no upper limit if maximum is None), else ValueError."""
+    bad = isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum
+    if bad or (maximum is not None and value > maximum):
+        span = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an int {span}. Expected {span}, got {value!r}")
     return int(value)
 
 
@@ -119,6 +122,22 @@ def delayed_recall(n, T, lag, n_symbols=4, rng=None):
     symbols = _rng(rng).integers(0, K, size=(n, T))                   # (n, T)
     x = np.eye(K, dtype=np.float32)[symbols]                          # (n, T, K)
     return x, symbols[:, T - 1 - lag].astype(np.int64)
+
+
+def local_sum_task(n, T, window=3, n_symbols=4, rng=None):
+    """Label = (sum of the last `window` symbols) mod K. -> x (n, T, K) float32 one-hot, y (n,) int64.
+
+    Same inputs as delayed_recall (uniform symbols, one-hot, batch-first); only the label rule
+    differs: it depends on the last `window` steps alone, and on all of them jointly (each symbol alone says
+    nothing about the label, as in parity). Chance accuracy is 1/K.
+    """
+    n = _check_int("n", n, 1)
+    T = _check_int("T", T, 1)
+    K = _check_int("n_symbols", n_symbols, 1)
+    window = _check_int("window", window, 1, T)
+    symbols = _rng(rng).integers(0, K, size=(n, T))                   # (n, T)
+    x = np.eye(K, dtype=np.float32)[symbols]                          # (n, T, K)
+    return x, (symbols[:, T - window:].sum(1) % K).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- character corpus

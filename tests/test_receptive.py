@@ -95,7 +95,6 @@ def test_receptive_mask_is_cut_at_the_start():
     (lambda: R.TCN(3, 4, 2, [1], 2, activation="gelu"), "activation must be one of"),
     (lambda: R.RecurrentNet("elman", 3, 4, 2), "kind must be one of"),
     (lambda: R.recurrent_param_count("elman", 3, 4, 2), "kind must be one of"),
-    (lambda: R.local_sum_task(4, 5, window=6), "window must be an int in"),
     (lambda: R.layers_to_cover(5, kernel_size=1), "kernel_size"),
 ])
 def test_invalid_input_raises_a_value_error_naming_expected_and_got(call, match):
@@ -167,27 +166,8 @@ def test_recurrent_param_count_formula(kind):
 
 # ----------------------------------------------------------------------------- tasks, training, timing
 
-def test_local_sum_task_layout_and_label():
-    x, y = R.local_sum_task(400, 9, window=3, n_symbols=5, rng=2)
-    assert x.shape == (400, 9, 5) and x.dtype == np.float32 and y.shape == (400,) and y.dtype == np.int64
-    symbols = x.argmax(-1)
-    np.testing.assert_array_equal(x.sum(-1), 1.0)
-    np.testing.assert_array_equal(y, symbols[:, -3:].sum(1) % 5)
-    # same inputs as delayed_recall with the same seed: only the label rule differs
-    x2, _ = tasks.delayed_recall(400, 9, 4, n_symbols=5, rng=2)
-    np.testing.assert_array_equal(x, x2)
-
-
-def test_local_sum_label_is_independent_of_each_single_symbol():
-    """Like parity: P(y | one of the last symbols) is uniform, so no single input is a shortcut."""
-    x, y = R.local_sum_task(40_000, 6, window=3, n_symbols=4, rng=3)
-    last = x[:, -1].argmax(-1)
-    table = np.histogram2d(last, y, bins=(4, 4))[0] / len(y)          # joint frequencies, each ~ 1/16
-    assert np.abs(table - 1 / 16).max() < 0.01
-
-
 def test_tcn_learns_the_local_rule_and_is_at_chance_beyond_its_receptive_field():
-    local = functools.partial(R.local_sum_task, T=12, window=3)
+    local = functools.partial(tasks.local_sum_task, T=12, window=3)
     recall = functools.partial(tasks.delayed_recall, T=12, lag=6)
     accs = []
     for task in (local, recall):

@@ -160,3 +160,27 @@ def test_bad_input_raises_clear_value_error(name, call, message):
     with pytest.raises(ValueError, match="Expected") as e:
         call()
     assert message in str(e.value)
+
+
+def test_local_sum_task_layout_and_label():
+    x, y = tasks.local_sum_task(400, 9, window=3, n_symbols=5, rng=2)
+    assert x.shape == (400, 9, 5) and x.dtype == np.float32 and y.shape == (400,) and y.dtype == np.int64
+    symbols = x.argmax(-1)
+    np.testing.assert_array_equal(x.sum(-1), 1.0)
+    np.testing.assert_array_equal(y, symbols[:, -3:].sum(1) % 5)
+    # same inputs as delayed_recall with the same seed: only the label rule differs
+    x2, _ = tasks.delayed_recall(400, 9, 4, n_symbols=5, rng=2)
+    np.testing.assert_array_equal(x, x2)
+
+
+def test_local_sum_label_is_independent_of_each_single_symbol():
+    """Like parity: P(y | one of the last symbols) is uniform, so no single input is a shortcut."""
+    x, y = tasks.local_sum_task(40_000, 6, window=3, n_symbols=4, rng=3)
+    last = x[:, -1].argmax(-1)
+    table = np.histogram2d(last, y, bins=(4, 4))[0] / len(y)          # joint frequencies, each ~ 1/16
+    assert np.abs(table - 1 / 16).max() < 0.01
+
+
+def test_local_sum_task_rejects_a_window_longer_than_the_sequence():
+    with pytest.raises(ValueError, match=r"window must be an int in \[1, 5\]. Expected"):
+        tasks.local_sum_task(4, 5, window=6)
