@@ -154,23 +154,24 @@ def decay_experiment(T=100, nonlinearity="tanh", lambda_1=1.0, H=32, init="ortho
             "rate": decay_rate(log_norm)}
 
 
-def influence_experiment(T=100, weight_scale=1.0, forget_bias=0.0, H=32, input_size=4, seed=0):
-    """The input-influence panel's computation: ||dh_T/dx_k||_F for an RNN, LSTM and GRU on the same inputs.
-
-    Each cell has torch's default init with its recurrent weights multiplied by weight_scale; forget_bias is
-    added to the LSTM's forget-gate bias (Jozefowicz et al. 2015 recommend 1; torch's default adds 0).
-    Returns dict kind -> (T,) array, entry k for input x_k (k = 0 is the oldest).
-    """
+def influence_params(kind, weight_scale=1.0, forget_bias=0.0, H=32, input_size=4, seed=0):
+    """The cell of influence_experiment: torch's default init (seeded), recurrent weights multiplied by
+    weight_scale, forget_bias added to an LSTM's forget-gate bias (Jozefowicz et al. 2015 recommend 1)."""
     if not weight_scale > 0:
         raise ValueError(f"weight_scale must be > 0. Expected a positive float, got {weight_scale!r}")
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(T, 1, input_size))
-    out = {}
-    for kind in ("rnn", "lstm", "gru"):
-        params = cells.init_params(kind, input_size, H, np.random.default_rng(seed))
-        params["weight_hh"] = params["weight_hh"] * weight_scale
-        if kind == "lstm":
-            params["bias_hh"][H:2 * H] += forget_bias  # gate order i, f, g, o
-        h0 = np.zeros((1, H))
-        out[kind] = input_sensitivity(kind, x, (h0, h0) if kind == "lstm" else h0, params)
-    return out
+    params = cells.init_params(kind, input_size, H, np.random.default_rng(seed))
+    params["weight_hh"] = params["weight_hh"] * weight_scale
+    if kind == "lstm":
+        params["bias_hh"][H:2 * H] += forget_bias  # gate order i, f, g, o
+    return params
+
+
+def influence_experiment(T=100, weight_scale=1.0, forget_bias=0.0, H=32, input_size=4, seed=0):
+    """The input-influence panel's computation: ||dh_T/dx_k||_F for an RNN, LSTM and GRU (influence_params)
+    on the same inputs. Returns dict kind -> (T,) array, entry k for input x_k (k = 0 is the oldest).
+    """
+    x = np.random.default_rng(seed).normal(size=(T, 1, input_size))
+    h0 = np.zeros((1, H))
+    return {kind: input_sensitivity(kind, x, (h0, h0) if kind == "lstm" else h0,
+                                    influence_params(kind, weight_scale, forget_bias, H, input_size, seed))
+            for kind in ("rnn", "lstm", "gru")}

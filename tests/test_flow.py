@@ -116,3 +116,15 @@ def test_bad_input(call, message):
     with pytest.raises(ValueError, match="Expected") as e:
         call()
     assert message in str(e.value)
+
+
+def test_influence_experiment_uses_influence_params():
+    x = np.random.default_rng(0).normal(size=(20, 1, 4))
+    h0 = np.zeros((1, 8))
+    got = flow.influence_experiment(T=20, weight_scale=1.5, forget_bias=2.0, H=8)
+    for kind in ("rnn", "lstm", "gru"):
+        p = flow.influence_params(kind, 1.5, 2.0, H=8)
+        want = flow.input_sensitivity(kind, x, (h0, h0) if kind == "lstm" else h0, p)
+        np.testing.assert_array_equal(got[kind], want)
+    base, lstm = flow.influence_params("lstm", H=8), flow.influence_params("lstm", forget_bias=2.0, H=8)
+    np.testing.assert_allclose(lstm["bias_hh"] - base["bias_hh"], np.r_[np.zeros(8), 2 * np.ones(8), np.zeros(16)], atol=1e-15)
